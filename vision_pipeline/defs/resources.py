@@ -1,0 +1,90 @@
+"""One ConfigurableResource per external system: ClearML, the job-record database, artifact storage.
+
+Each is a thin adapter: it turns its (launch-time resolved) configuration into the plain domain
+object from ``tracking``, ``records`` or ``storage``. Values that name a server or a secret come from
+the environment through ``dg.EnvVar`` (see ``definitions.py``), so they are hidden in the UI and never
+written to run config, ClearML hyperparameters or job rows.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from vision_pipeline import settings
+from vision_pipeline.records.store import JobStore
+from vision_pipeline.storage import ArtifactStore, make_store
+from vision_pipeline.tracking import ClearMLConfig, ClearMLTracker
+
+
+def _truthy(value: Optional[str]) -> bool:
+    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class ClearMLResource(dg.ConfigurableResource):
+    """ClearML experiment tracking. Offline (sessions under the project home) unless a server is configured."""
+
+    api_host: Optional[str] = None
+    web_host: Optional[str] = None
+    files_host: Optional[str] = None
+    access_key: Optional[str] = None
+    secret_key: Optional[str] = None
+    offline_mode: Optional[str] = None
+    project_id: int = 1
+
+    def tracker(self) -> ClearMLTracker:
+        return ClearMLTracker(
+            ClearMLConfig(
+                api_host=self.api_host or None,
+                web_host=self.web_host or None,
+                files_host=self.files_host or None,
+                access_key=self.access_key or None,
+                secret_key=self.secret_key or None,
+                offline_mode=_truthy(self.offline_mode),
+                project_id=self.project_id,
+            )
+        )
+
+
+class JobRecordsResource(dg.ConfigurableResource):
+    """Job rows (training/export/inference/dataset) in SQLite under the project home, or Postgres."""
+
+    database_url: Optional[str] = None
+    auto_migrate: bool = True
+
+    _store: Optional[JobStore] = PrivateAttr(default=None)
+
+    def store(self) -> JobStore:
+        if self._store is None:
+            store = JobStore(self.database_url or settings.database_url())
+            store.ensure_schema(auto_migrate=self.auto_migrate)
+            self._store = store
+        return self._store
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
+
+
+class ArtifactStorageResource(dg.ConfigurableResource):
+    """Checkpoints, exports and inference outputs: the local project home, or S3 when a bucket is set."""
+
+    s3_bucket: Optional[str] = None
+    s3_prefix: str = ""
+    s3_endpoint_url: Optional[str] = None
+    aws_region: Optional[str] = None
+    aws_access_key_id: Optional[str] = None
+    aws_secret_access_key: Optional[str] = None
+
+    def store(self) -> ArtifactStore:
+        return make_store(
+            bucket=self.s3_bucket or None,
+            prefix=self.s3_prefix or "",
+            endpoint_url=self.s3_endpoint_url or None,
+            region=self.aws_region or None,
+            access_key_id=self.aws_access_key_id or None,
+            secret_access_key=self.aws_secret_access_key or None,
+        )
