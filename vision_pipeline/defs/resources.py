@@ -6,7 +6,6 @@ the environment through ``dg.EnvVar`` (see ``definitions.py``), so they are hidd
 written to run config, ClearML hyperparameters or job rows.
 """
 
-from __future__ import annotations
 
 from typing import Optional
 
@@ -88,3 +87,37 @@ class ArtifactStorageResource(dg.ConfigurableResource):
             access_key_id=self.aws_access_key_id or None,
             secret_access_key=self.aws_secret_access_key or None,
         )
+
+
+def _env(name: str) -> Optional[dg.EnvVar]:
+    """``dg.EnvVar(name)`` when the variable is set, else None.
+
+    Dagster refuses an ``EnvVar`` whose variable is unset, but every one of these is optional by
+    design (unset means: offline ClearML, SQLite, local artifacts). The value itself is still resolved
+    by Dagster at launch and hidden in the UI; only its presence is looked at here.
+    """
+    import os
+
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def resources_from_env() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "clearml": ClearMLResource(
+            api_host=_env("CLEARML_API_HOST"),
+            web_host=_env("CLEARML_WEB_HOST"),
+            files_host=_env("CLEARML_FILES_HOST"),
+            access_key=_env("CLEARML_API_ACCESS_KEY"),
+            secret_key=_env("CLEARML_API_SECRET_KEY"),
+            offline_mode=_env("CLEARML_OFFLINE_MODE"),
+        ),
+        "job_records": JobRecordsResource(database_url=_env("VISION_PIPELINE_DATABASE_URL")),
+        "artifacts": ArtifactStorageResource(
+            s3_bucket=_env("VISION_PIPELINE_S3_BUCKET"),
+            s3_prefix=_env("VISION_PIPELINE_S3_PREFIX") or "",
+            s3_endpoint_url=_env("AWS_ENDPOINT_URL_S3") or _env("AWS_ENDPOINT_URL"),
+            aws_region=_env("AWS_REGION") or _env("AWS_DEFAULT_REGION"),
+            aws_access_key_id=_env("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=_env("AWS_SECRET_ACCESS_KEY"),
+        ),
+    }

@@ -1,0 +1,30 @@
+"""The whole pipeline at a glance.
+
+    dataset ──► trained_checkpoint ──► exported_model ──► inference_outputs
+     (check: valid)  (check: mAP50 gate)   (check: parity)
+
+Every materialisation is one ClearML task and one job row (see ``vision_pipeline.jobs``). Resources
+read servers and secrets from the environment at launch (``dg.EnvVar``); with nothing configured the
+pipeline runs on embedded defaults: SQLite job records, offline ClearML sessions and local artifacts,
+all under the project home.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from vision_pipeline.defs import automation
+from vision_pipeline.defs.dataset import dataset, dataset_is_valid
+from vision_pipeline.defs.export import export_parity, exported_model
+from vision_pipeline.defs.inference import inference_outputs
+from vision_pipeline.defs.resources import resources_from_env
+from vision_pipeline.defs.training import map50_quality_gate, trained_checkpoint
+
+defs = dg.Definitions(
+    assets=[dataset, trained_checkpoint, exported_model, inference_outputs],
+    asset_checks=[dataset_is_valid, map50_quality_gate, export_parity],
+    jobs=automation.jobs,
+    sensors=automation.sensors,
+    schedules=automation.schedules,
+    resources=resources_from_env(),
+)
