@@ -27,7 +27,7 @@ from vision_pipeline.storage import (
     make_store,
     store_from_env,
 )
-from vision_pipeline_tests.s3_fixture import MOTO_ACCESS_KEY_ID, MOTO_REGION, MOTO_SECRET_ACCESS_KEY
+from vision_pipeline_tests.s3_fixture import MOTO_ACCESS_KEY_ID, MOTO_REGION, MOTO_SECRET_ACCESS_KEY, moto_auth_enforced, moto_client
 
 MiB = 1024 * 1024
 SECRET = "do-not-leak-this-secret-0123456789"

@@ -114,7 +114,7 @@ def export_parity(context: dg.AssetCheckExecutionContext, artifacts: ArtifactSto
     event = context.instance.get_latest_materialization_event(dg.AssetKey("exported_model"))
     md = {k: v.value for k, v in event.asset_materialization.metadata.items()}
     # get_file re-verifies the stored bytes against the recorded sha256; a damaged file raises.
-    work = settings.work_dir() / "checks" / context.run_id
+    work = settings.work_dir() / "checks" / context.op_execution_context.run_id
     artifacts.store().get_file(md["onnx_key"], work / "model.onnx")
     within = md["parity_max_box_diff_px"] <= md["parity_box_tolerance_px"]
     passed = bool(md["parity_passed"]) and within and md["parity_class_mismatches"] == 0 and md["parity_images"] > 0

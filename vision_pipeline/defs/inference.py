@@ -75,7 +75,7 @@ def inference_outputs(
         task.log_scalar("throughput", "images_per_second", stats.images_per_second, 0)
         for i, preview in enumerate(stats.preview_paths):
             task.log_image("previews", preview.name, preview, iteration=i)
-        uploaded = store.put_tree(work / "out", inference_key(job.id, ""))
+        uploaded = store.put_tree(work / "out", inference_key(job.id, "outputs"))
         jsonl = next(o for o in uploaded if o.key.endswith("predictions.jsonl"))
         task.upload_artifact("predictions", jsonl.uri if jsonl.uri.startswith("s3://") else stats.jsonl_path,
                              {"key": jsonl.key, "uri": jsonl.uri, "sha256": jsonl.sha256, "detections": stats.detections})
