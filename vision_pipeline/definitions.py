@@ -1,7 +1,10 @@
 """The whole pipeline at a glance.
 
-    dataset ──► trained_checkpoint ──► exported_model ──► inference_outputs
-     (check: valid)  (check: mAP50 gate)   (check: parity)
+    dataset ──► trained_checkpoint ──► exported_model ──► inference_outputs ──► production_model
+    (check: valid)  (check: mAP50 gate)   (check: parity)                       (check: promotion gate)
+
+    retrain_job runs them all; retrain_sensor (new data in VISION_PIPELINE_WATCH_DIR) and
+    retrain_schedule (weekly, on in production) launch it unless the data and recipe are unchanged.
 
 Every materialisation is one ClearML task and one job row (see ``vision_pipeline.jobs``). Resources
 read servers and secrets from the environment at launch (``dg.EnvVar``); with nothing configured the
@@ -17,12 +20,13 @@ from vision_pipeline.defs import automation
 from vision_pipeline.defs.dataset import dataset, dataset_is_valid
 from vision_pipeline.defs.export import export_parity, exported_model
 from vision_pipeline.defs.inference import inference_outputs
+from vision_pipeline.defs.promotion import production_model, promotion_gate
 from vision_pipeline.defs.resources import resources_from_env
 from vision_pipeline.defs.training import map50_quality_gate, trained_checkpoint
 
 defs = dg.Definitions(
-    assets=[dataset, trained_checkpoint, exported_model, inference_outputs],
-    asset_checks=[dataset_is_valid, map50_quality_gate, export_parity],
+    assets=[dataset, trained_checkpoint, exported_model, inference_outputs, production_model],
+    asset_checks=[dataset_is_valid, map50_quality_gate, export_parity, promotion_gate],
     jobs=automation.jobs,
     sensors=automation.sensors,
     schedules=automation.schedules,

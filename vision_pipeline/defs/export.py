@@ -95,6 +95,7 @@ def exported_model(
             "formats": dg.MetadataValue.json({fmt: obj.uri for fmt, obj in stored.items()}),
             "parity_passed": parity.passed,
             "parity_images": parity.images,
+            "parity_matched": parity.matched,
             "parity_max_box_diff_px": float(parity.max_box_diff_px),
             "parity_box_tolerance_px": config.box_tolerance_px,
             "parity_class_mismatches": parity.class_mismatches,
