@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import traceback
@@ -107,22 +108,33 @@ def bench_tracking_overhead(ctx: Ctx) -> list[Figure]:
     plain = [x for x in runs if not x["tracked"]]
     ratios = [t["median_epoch_s"] / p["median_epoch_s"] for t, p in zip(tracked, plain)]
     ratio = median(ratios)
+    lo, hi = min(ratios), max(ratios)
+    cpu_ratios = [t["median_epoch_cpu_s"] / p["median_epoch_cpu_s"] for t, p in zip(tracked, plain)
+                  if t["median_epoch_cpu_s"] and p["median_epoch_cpu_s"]]
+    cpu_ratio = median(cpu_ratios) if cpu_ratios else float("nan")
     cb = [c for t in tracked for c in t["callback_s"]]
     epoch_s = median([x["median_epoch_s"] for x in runs])
     direct = median(cb) / epoch_s
     tracked_txt = ", ".join(f"{t['median_epoch_s']:.2f}" for t in tracked)
     plain_txt = ", ".join(f"{p['median_epoch_s']:.2f}" for p in plain)
-    detail = (f"{label}. Per-epoch seconds, median per run: tracked {tracked_txt}; untracked {plain_txt}; pair ratios "
-              f"{', '.join(f'{x:.3f}' for x in ratios)} (spread {min(ratios):.3f}..{max(ratios):.3f}). "
-              f"The logging callback itself (log_metrics 13 scalars + log_text) took median {median(cb) * 1000:.2f} ms, "
-              f"max {max(cb) * 1000:.2f} ms per epoch = {direct * 100:.3f} % of a {epoch_s:.2f} s epoch. "
-              + ("On this shared 2-core machine the pair-to-pair spread is wider than the 1 % being tested: "
-                 "the direct cost (2b) is the precise number." if max(ratios) - min(ratios) > 0.02 else ""))
-    name = "tracking overhead: epoch with ClearML logging / without"
-    return [Figure("2", name, ratio, "x", "<= 1.01", ratio <= 1.01, detail, group=ctx.group,
-                   extra={"ratios": ratios, "runs": runs}),
-            Figure("2b", "tracking overhead, direct: logging callback time / epoch time", direct * 100, "%", "<= 1 %",
-                   direct <= 0.01, f"median callback {median(cb) * 1000:.2f} ms over {len(cb)} epochs", group=ctx.group)]
+    # The wall-time ratio can only say "<= 1.01" when the pairs agree to better than the margin tested.
+    resolvable = hi - lo <= 0.02
+    detail = (f"{label}. Wall seconds per epoch, median per run: tracked {tracked_txt}; untracked {plain_txt}; "
+              f"pair ratios {', '.join(f'{x:.3f}' for x in ratios)} (spread {lo:.3f}..{hi:.3f}). "
+              + ("" if resolvable else
+                 f"INCONCLUSIVE: the pairs disagree by {100 * (hi - lo):.0f} % (other processes' load on the 2 shared "
+                 "cores), more than the 1 % being tested; 2b (CPU time) and 2c (callback time) resolve it. "))
+    name = "tracking overhead: epoch with ClearML logging / without (wall)"
+    fig = Figure("2", name, ratio, "x", "<= 1.01", (ratio <= 1.01) if resolvable else None, detail, group=ctx.group,
+                 status="" if resolvable else "INCONCLUSIVE", extra={"ratios": ratios, "cpu_ratios": cpu_ratios, "runs": runs})
+    cpu_txt = ", ".join(f"{x:.3f}" for x in cpu_ratios)
+    return [fig,
+            Figure("2b", "tracking overhead: epoch CPU time with ClearML logging / without", cpu_ratio, "x", "<= 1.01",
+                   cpu_ratio <= 1.01, f"process CPU seconds per epoch (all threads, ClearML's included), pair ratios "
+                   f"{cpu_txt}; less sensitive to other processes than wall time", group=ctx.group),
+            Figure("2c", "tracking overhead: logging callback time / epoch time", direct * 100, "%", "<= 1 %",
+                   direct <= 0.01, f"log_metrics (13 scalars) + log_text: median {median(cb) * 1000:.2f} ms, max "
+                   f"{max(cb) * 1000:.2f} ms over {len(cb)} epochs; epoch median {epoch_s:.2f} s", group=ctx.group)]
 
 
 # ----------------------------------------------------------------------------------------- 3
@@ -445,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = "gpu" if args.gpu else ("quick" if args.quick else "full")
     ctx = Ctx(quick=args.quick, gpu=args.gpu, ws=Workspace(keep=args.keep))
     budget = QUICK_BUDGET_S if args.quick else FULL_BUDGET_S
-    ctx.log(f"make bench ({mode}); scratch {ctx.ws.root}")
+    load_start = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    ctx.log(f"make bench ({mode}); scratch {ctx.ws.root}; load average {load_start} on {os.cpu_count()} cores")
     figures: list[Figure] = []
     errors = 0
     bench_seconds: dict[str, float] = {}
@@ -478,8 +491,11 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - ctx.started
     timing = ", ".join(f"{k}: {v:.0f} s" for k, v in bench_seconds.items())
     partial = " (partial run: --only)" if only else ""
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     figures.append(Figure("0", f"bench wall time ({mode}){partial}", total, "s", f"< {budget} s",
-                          None if only else total < budget, f"per benchmark: {timing}", group=ctx.group))
+                          None if only else total < budget,
+                          f"per benchmark: {timing}; load average at the start {load_start}, at the end {load} on "
+                          f"{os.cpu_count()} cores (other processes' load stretches every wall time)", group=ctx.group))
     figures.sort(key=lambda f: _order(f.bench))
     _write_results(figures, mode)
 

@@ -41,12 +41,12 @@ class Figure:
     met: bool | None
     detail: str = ""
     group: str = "cpu"  # "cpu" or "gpu"
-    status: str = ""  # "", "SKIPPED", "ERROR", "INFO"
+    status: str = ""  # "", "SKIPPED", "ERROR", "INCONCLUSIVE"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
-        if self.status in ("SKIPPED", "ERROR"):
+        if self.status in ("SKIPPED", "ERROR", "INCONCLUSIVE"):
             return self.status
         if self.met is True:
             return "met"

@@ -31,7 +31,9 @@ def tracking_overhead(data_yaml: str, work: str, *, epochs: int, imgsz: int, bat
 
     A logs what the ``trained_checkpoint`` asset logs after every epoch (``log_metrics`` with the 13
     epoch scalars and ``log_text`` with the progress line) into a real offline ClearML task; B's callback
-    only records the epoch time (a list append, i.e. ``on_epoch=None`` in cost). ``EpochReport.seconds`` of
+    only records the epoch time (a list append, i.e. ``on_epoch=None`` in cost). Both also record the
+    process CPU time at every epoch end: CPU seconds per epoch (all threads, the SDK's included) hardly
+    move with other processes' load, wall seconds do. ``EpochReport.seconds`` of
     epoch k spans from the end of epoch k-1's validation to the end of epoch k's, so it includes the
     logging callback of epoch k-1: epochs 2..N are compared, epoch 1 (data loader start-up) is not.
     """
@@ -42,6 +44,7 @@ def tracking_overhead(data_yaml: str, work: str, *, epochs: int, imgsz: int, bat
 
     def one(i: int, tracked: bool) -> None:
         seconds: list[float] = []
+        cpu_marks: list[float] = []  # process CPU time (all threads) at every epoch end
         callback_s: list[float] = []
         out = Path(work) / f"run-{i}-{'tracked' if tracked else 'plain'}"
         t0 = time.perf_counter()
@@ -51,6 +54,7 @@ def tracking_overhead(data_yaml: str, work: str, *, epochs: int, imgsz: int, bat
                 task.connect(config.to_dict(), name="train")
 
                 def on_epoch(report) -> None:
+                    cpu_marks.append(time.process_time())
                     seconds.append(report.seconds)
                     c0 = time.perf_counter()
                     task.log_metrics(report.metrics, report.epoch)
@@ -59,9 +63,15 @@ def tracking_overhead(data_yaml: str, work: str, *, epochs: int, imgsz: int, bat
 
                 train(Path(data_yaml), out, config, on_epoch=on_epoch)
         else:
-            train(Path(data_yaml), out, config, on_epoch=lambda report: seconds.append(report.seconds))
+            def on_epoch(report) -> None:
+                cpu_marks.append(time.process_time())
+                seconds.append(report.seconds)
+
+            train(Path(data_yaml), out, config, on_epoch=on_epoch)
         per_epoch = seconds[1:] or seconds
+        cpu = [b - a for a, b in zip(cpu_marks, cpu_marks[1:])]  # epochs 2..N, each with the previous callback
         runs.append({"pair": i, "tracked": tracked, "epoch_s": seconds, "median_epoch_s": statistics.median(per_epoch),
+                     "epoch_cpu_s": cpu, "median_epoch_cpu_s": statistics.median(cpu) if cpu else None,
                      "callback_s": callback_s, "wall_s": time.perf_counter() - t0})
 
     for i in range(pairs):

@@ -8,7 +8,9 @@ import io
 import json
 import math
 import shutil
+import tempfile
 import time
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,10 +36,19 @@ T0 = 1_700_000_000_000  # ms
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow SQLite database: MLflow's schema migrations run once per test session, not per test."""
-    path = tmp_path_factory.mktemp("mlflow_template") / "empty.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
+    """An empty MLflow SQLite database, copied by every test that needs one.
+
+    MLflow's schema migrations take several seconds, so the empty database is kept in the system temp
+    folder (one per MLflow version) and reused by later test sessions; tests only ever copy it.
+    """
+    cached = Path(tempfile.gettempdir()) / f"vision_pipeline_mlflow_{mlflow.__version__}_empty.db"
+    if not cached.is_file():
+        fresh = tmp_path_factory.mktemp("mlflow_template") / "empty.db"
+        MlflowClient(tracking_uri=f"sqlite:///{fresh}").search_experiments()
+        partial = cached.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        shutil.copyfile(fresh, partial)
+        partial.replace(cached)  # atomic: a parallel session sees the whole file or none
+    return cached
 
 
 @pytest.fixture
@@ -326,6 +337,28 @@ def test_remote_artifact_stores_go_through_mlflow_downloads(mlflow_sqlite: str, 
     (model,) = s1.models
     with zipfile.ZipFile(io.BytesIO(_zip_bytes(s1, "models/detector-v1.zip"))) as zf:
         assert sorted(zf.namelist()) == ["MLmodel", "model.pt"]
+
+
+def test_mlflow3_logged_model_travels_as_artifacts(mlflow_sqlite: str, tmp_path: Path, tracker: ClearMLTracker,
+                                                   store: JobStore) -> None:
+    from mlflow.entities import LoggedModelOutput
+
+    client = MlflowClient(tracking_uri=mlflow_sqlite)
+    exp = client.create_experiment("mlflow3", artifact_location=(tmp_path / "arts").as_uri())
+    rid = client.create_run(exp, run_name="logs-a-model").info.run_id
+    model = client.create_logged_model(exp, name="clf", source_run_id=rid)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "MLmodel").write_text("flavors: {sklearn: {}}\n")
+    (tmp_path / "m" / "model.pkl").write_bytes(b"p" * 10)
+    client.log_model_artifacts(model.model_id, str(tmp_path / "m"))
+    client.log_outputs(rid, [LoggedModelOutput(model.model_id, 0)])
+    client.set_terminated(rid)
+
+    summary = import_runs(mlflow_sqlite, store=store, tracker=tracker)
+    assert summary.imported == 1, summary.lines()
+    session = _session(tracker, store, rid)
+    assert set(session.artifacts) == {"logged_models/clf/MLmodel", "logged_models/clf/model.pkl"}
+    assert _artifact_bytes(session, "logged_models/clf/model.pkl") == b"p" * 10
 
 
 def test_unreachable_or_missing_tracking_uri_is_a_clear_error(tmp_path: Path, tracker: ClearMLTracker) -> None:

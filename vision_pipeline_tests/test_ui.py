@@ -135,7 +135,7 @@ def test_run_launched_through_graphql_is_dequeued_by_the_daemon(ui, ui_homes, la
     finally:
         store.dispose()
     by_kind = {r["kind"]: r for r in rows}
-    assert set(by_kind) == set(STAGE_KIND.values()), rows
+    assert set(STAGE_KIND.values()) <= set(by_kind), rows
     for key, kind in STAGE_KIND.items():
         row = by_kind[kind]
         assert row["status"] == "completed", row

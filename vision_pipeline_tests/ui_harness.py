@@ -506,6 +506,7 @@ class HeadlessChromium:
         self._proc: subprocess.Popen | None = None
         self._ws = None
         self._profile: str | None = None
+        self._log = None
         self._next_id = 0
 
     def __enter__(self) -> HeadlessChromium:
@@ -514,11 +515,11 @@ class HeadlessChromium:
             raise UIHarnessError("chromium is not installed (apt-get install -y chromium)")
         self._profile = tempfile.mkdtemp(prefix="chromium-profile-")
         try:
+            self._log = open(Path(self._profile) / "chromium.log", "wb")  # noqa: SIM115 - closed in __exit__
             self._proc = subprocess.Popen(
                 [exe, *CHROMIUM_FLAGS, f"--user-data-dir={self._profile}", "--remote-debugging-port=0",
                  "--remote-allow-origins=*", f"--window-size={self.width},{self.height}", "about:blank"],
-                stdout=subprocess.DEVNULL, stderr=open(Path(self._profile) / "chromium.log", "wb"),  # noqa: SIM115
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                stdout=subprocess.DEVNULL, stderr=self._log, stdin=subprocess.DEVNULL, start_new_session=True,
             )
             self._connect()
             self.send("Page.enable")
@@ -571,6 +572,9 @@ class HeadlessChromium:
                 except subprocess.TimeoutExpired:
                     continue
             self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         if self._profile:
             shutil.rmtree(self._profile, ignore_errors=True)
             self._profile = None

@@ -10,7 +10,8 @@ is configured. What maps to what (see docs/migrating-from-mlflow.md for the oper
 * params -> hyperparameters (section ``General``); tags -> task tags ``key:value``;
   ``mlflow.*`` system tags, run id, experiment, start/end time -> user properties;
 * every point of every metric's history -> a scalar ``metric_title_series(key)`` at iteration = step;
-* run artifacts -> task artifacts named by their path in the run (``plots/sub/a.png``);
+* run artifacts -> task artifacts named by their path in the run (``plots/sub/a.png``); MLflow 3
+  logged models of the run that are not registered -> artifacts ``logged_models/<name>/<path>``;
 * registered model versions -> output models of the task of the run that produced them, tags
   ``version:N``, ``stage:S``, ``alias:A``; a model folder is registered as one ``.zip``.
 
@@ -329,13 +330,14 @@ class _MLflowSource:
                     "(MLflow would create an empty one): check the path"
                 )
         elif is_file_store(uri):
-            # MLflow 3 refuses the legacy file store unless this is set; reading it is what we want.
-            os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
             path = _local_path(uri)
             if not path.is_dir():
                 raise MLflowImportError(
                     f"MLflow tracking URI {self.safe_uri}: no MLflow file store at {path} (no such folder)"
                 )
+            # MLflow 3 refuses the legacy file store unless this is set (for this process); reading it is
+            # exactly what we want.
+            os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
 
     def _probe(self) -> None:
         """One cheap call, without MLflow's minutes of HTTP retries, so a wrong URI fails in seconds."""
@@ -507,21 +509,22 @@ class _MLflowSource:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=rel, dst_path=str(dst),
                                                          tracking_uri=self.uri))
 
-    def logged_model_folders(self, run: Any) -> list[tuple[str, str]]:
-        """MLflow 3 logged models of this run (stored outside the run's artifact folder): (name, artifact URI)."""
-        out = []
+    def logged_model_folders(self, run: Any) -> tuple[list[tuple[str, str]], list[str]]:
+        """MLflow 3 logged models of this run (stored outside the run's artifact folder): (name, artifact URI);
+        and the ones that could not be read."""
+        out, problems = [], []
         outputs = getattr(run, "outputs", None)
         for output in getattr(outputs, "model_outputs", None) or []:
             try:
                 model = self.client.get_logged_model(output.model_id)
                 out.append((model.name or model.model_id, model.artifact_location))
             except Exception as exc:  # noqa: BLE001
-                log.debug("logged model %s unreadable: %s", output.model_id, exc)
-        return out
+                problems.append(f"logged model {output.model_id} could not be read ({_reason(exc)}); not uploaded")
+        return out, problems
 
     # -- registry --------------------------------------------------------------------------------
-    def model_versions(self) -> tuple[dict[str, list[_Version]], list[str]]:
-        """run id -> its registered model versions; and problems reading the registry."""
+    def model_versions(self) -> tuple[dict[str, list[_Version]], list[str], list[str]]:
+        """run id -> its registered model versions; problems (the registry is unreadable); notes."""
         by_run: dict[str, list[_Version]] = {}
         try:
             aliases: dict[tuple[str, str], list[str]] = {}
@@ -539,13 +542,14 @@ class _MLflowSource:
                     tags=dict(mv.tags or {}), description=mv.description or "", created=mv.creation_timestamp,
                 ))
         except Exception as exc:  # noqa: BLE001 - a tracking server without a registry, an old store
-            return {}, [f"the MLflow model registry could not be read ({_reason(exc)}); no registered models imported"]
-        problems = []
+            return {}, [f"the MLflow model registry could not be read ({_reason(exc)}); no registered model was "
+                        "imported (give --registry-uri if the registry lives elsewhere)"], []
+        notes = []
         if orphans:
-            problems.append(f"{orphans} registered model version(s) have no source run and are not imported")
+            notes.append(f"{orphans} registered model version(s) have no source run and are not imported")
         for versions in by_run.values():
             versions.sort(key=lambda v: (v.name, int(v.version) if v.version.isdigit() else 0))
-        return by_run, problems
+        return by_run, [], notes
 
     def model_location(self, version: _Version) -> str:
         try:
@@ -851,9 +855,10 @@ class _Importer:
     def _upload_artifacts(self, task: TrackedTask, run: Any, rep: RunReport, tmp: Path, skip_uris: set[str]) -> None:
         info = run.info
         # MLflow 3 logged models live outside the run's folder; a registered one already travels as a model.
-        folders = [("", info.artifact_uri)] + [(f"logged_models/{name}/", uri)
-                                              for name, uri in self.source.logged_model_folders(run)
-                                              if uri.rstrip("/") not in skip_uris]
+        logged, problems = self.source.logged_model_folders(run)
+        rep.reasons.extend(problems)
+        folders = [("", info.artifact_uri)] + [(f"logged_models/{name}/", uri) for name, uri in logged
+                                              if uri and uri.rstrip("/") not in skip_uris]
         for prefix, uri in folders:
             files, problems = self.source.artifact_files(uri, info.run_id)
             rep.reasons.extend(problems)
@@ -999,8 +1004,9 @@ def import_runs(
         summary.notes.append("--project-map names experiments with no runs in this import: "
                              + ", ".join(map(repr, sorted(unknown_projects))))
 
-    versions, registry_problems = source.model_versions() if runs else ({}, [])
-    summary.notes.extend(registry_problems)
+    versions, registry_problems, registry_notes = source.model_versions() if runs else ({}, [], [])
+    summary.problems.extend(registry_problems)
+    summary.notes.extend(registry_notes)
     previous = mapping.rows()
     importer = _Importer(source, tracker, mapping, project_map or {}, summary, echo, retry_partial)
 

@@ -14,6 +14,9 @@ from sqlalchemy.engine import Engine
 from .errors import RecordsError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Not alembic's default ``alembic_version``: Dagster's own PostgreSQL storage keeps its schema version
+# there, and the two may share a database.
+VERSION_TABLE = "vision_pipeline_alembic_version"
 
 
 def _config(engine: Engine) -> Config:
@@ -51,7 +54,7 @@ def _check_target(target: str) -> None:
 
 def current(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
 def upgrade(engine: Engine, target: str = "head") -> str | None:
