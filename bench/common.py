@@ -128,6 +128,21 @@ def interleave(run_a: Callable[[int], float], run_b: Callable[[int], float], pai
     return comp
 
 
+def round_robin(arms: Mapping[str, Callable[[int], float]], rounds: int,
+                log: Callable[[str], None] | None = None) -> dict[str, list[float]]:
+    """Like :func:`interleave` for any number of arms: every round runs each arm once, the starting arm
+    rotating from round to round (A B C, B C A, C A B, ...)."""
+    names = list(arms)
+    got: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(rounds):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            got[name].append(arms[name](i))
+            if log:
+                log(f"    round {i + 1}/{rounds} {name}: {got[name][-1]:.4g}")
+    return got
+
+
 # ------------------------------------------------------------------------------------- processes
 
 

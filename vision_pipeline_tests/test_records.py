@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from vision_pipeline.records import migrate
-from vision_pipeline.records.models import Base
+from vision_pipeline.records.models import Base, MLflowImport
 from vision_pipeline.records.store import JobStore, RecordsError
 
 
@@ -47,8 +47,12 @@ def test_remap_clearml_task_ids(db_url: str) -> None:
     store.start_job("training", a, clearml_task_id="offline-1")
     b = store.create_job("inference")
     store.start_job("inference", b, clearml_task_id="offline-1")
-    assert store.remap_clearml_task_id("offline-1", "server-1") == 2
+    with store.session() as s:
+        s.add(MLflowImport(mlflow_run_id="abc", clearml_task_id="offline-1", status="imported"))
+    assert store.remap_clearml_task_id("offline-1", "server-1") == 3
     assert store.get_job("inference", b)["clearml_task_id"] == "server-1"
+    with store.session() as s:
+        assert s.query(MLflowImport).one().clearml_task_id == "server-1"
 
 
 def test_models_match_migrated_schema(db_url: str) -> None:

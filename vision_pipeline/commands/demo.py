@@ -9,6 +9,7 @@ from vision_pipeline import settings
 from vision_pipeline.instance import get_instance
 
 ASSETS = ("dataset", "trained_checkpoint", "exported_model", "inference_outputs")
+PROMOTION = "production_model"
 RECIPE_MIN_MAP50 = 0.8
 RECIPE_MAX_SECONDS = 180.0
 
@@ -69,6 +70,12 @@ def summary(instance, run_id: str, wall_seconds: float, checks=()) -> str:
         lines.append(f"inference           {infer['images']} images, {infer['detections']} detections, "
                      f"p50 {infer['latency_ms_p50']:.1f} ms, {infer['images_per_second']:.1f} img/s")
         lines.append(f"                    predictions: {infer['predictions']}")
+    event = instance.get_latest_materialization_event(dg.AssetKey(PROMOTION))
+    if event is not None and event.run_id == run_id:
+        md = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+        lines.append(f"promotion           training job #{md['candidate_training_job_id']}: {md['decision']} "
+                     f"— production is training job #{md['production_training_job_id']} since {md['production_since'][:19]}")
+        lines.append(f"                    {str(md['reason']).splitlines()[0][:100]}")
     store = JobStore(settings.database_url())
     lines += ["", "job rows:"]
     for row in store.list_jobs(limit=200):

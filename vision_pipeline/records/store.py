@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import migrate
 from .errors import RecordsError
-from .models import JOB_TABLES, ClearMLSyncedSession, ModelPromotion
+from .models import JOB_TABLES, ClearMLSyncedSession, MLflowImport, ModelPromotion
 
 __all__ = ["JobStore", "RecordsError", "JOB_TABLES", "redact_url"]
 
@@ -209,11 +209,11 @@ class JobStore:
         return out
 
     def remap_clearml_task_id(self, old: str, new: str, *, session: Session | None = None) -> int:
-        """Point every row that names ``old`` at ``new``; returns how many rows changed."""
+        """Point every row (jobs, promotions, MLflow mapping) that names ``old`` at ``new``; returns how many changed."""
 
         def _do(s: Session) -> int:
             changed = 0
-            for model in (*JOB_TABLES.values(), ModelPromotion):
+            for model in (*JOB_TABLES.values(), ModelPromotion, MLflowImport):
                 changed += s.execute(
                     update(model).where(model.clearml_task_id == old).values(clearml_task_id=new)
                 ).rowcount
