@@ -6,6 +6,7 @@ S3 is moto's server on loopback (no real S3 exists on the test machines); ClearM
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -15,9 +16,24 @@ from vision_pipeline import settings
 from vision_pipeline.records.store import JobStore
 from vision_pipeline.tracking.session_reader import session_for_task
 from vision_pipeline_tests.pipeline_helpers import ALL_ASSETS, latest_metadata, materialize, tiny_run_config
-from vision_pipeline_tests.s3_fixture import MOTO_ACCESS_KEY_ID, MOTO_REGION, MOTO_SECRET_ACCESS_KEY, moto_client
+from vision_pipeline_tests.s3_fixture import MOTO_ACCESS_KEY_ID, MOTO_REGION, moto_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.s3]
+
+PG_SECRET = "pgSeCrEt93x"
+AWS_SECRET = "awsSeCrEt41f"
+
+
+def _assert_no_secret_anywhere(instance: dg.DagsterInstance, run_id: str, rows: list) -> None:
+    """Secrets never reach ClearML (hyperparameters, logs, artifacts), Dagster events/metadata or job rows."""
+    haystacks = {"job rows": json.dumps(rows, default=str)}
+    haystacks["dagster events"] = "\n".join(repr(e) for e in instance.all_logs(run_id))
+    for path in settings.clearml_dir().rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".txt", ""):
+            haystacks[str(path)] = path.read_text(errors="replace")
+    for name, text in haystacks.items():
+        for secret in (PG_SECRET, AWS_SECRET):
+            assert secret not in text, f"secret leaked into {name}"
 
 
 def _postgres_instance(url: str, tmp_path: Path) -> dg.DagsterInstance:
@@ -32,14 +48,16 @@ def _postgres_instance(url: str, tmp_path: Path) -> dg.DagsterInstance:
 
 @pytest.fixture
 def production_env(monkeypatch, postgres_url: str, moto_s3_endpoint: str, s3_bucket: str, tmp_path: Path):
+    # Trust auth ignores passwords, so a password in the URL is a secret we can look for afterwards.
+    secret_url = postgres_url.replace("postgres@", f"postgres:{PG_SECRET}@")
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url)
-    monkeypatch.setenv("VISION_PIPELINE_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("VISION_PIPELINE_DATABASE_URL", secret_url)
     monkeypatch.setenv("VISION_PIPELINE_S3_BUCKET", s3_bucket)
     monkeypatch.setenv("VISION_PIPELINE_S3_PREFIX", "vp")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3_endpoint)
     monkeypatch.setenv("AWS_REGION", MOTO_REGION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", MOTO_SECRET_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)  # moto accepts any key unless auth is enforced
     return {"postgres_url": postgres_url, "bucket": s3_bucket, "endpoint": moto_s3_endpoint,
             "instance": _postgres_instance(postgres_url, tmp_path)}
 
@@ -78,6 +96,7 @@ def test_graph_on_postgres_and_s3(production_env) -> None:
     rows = JobStore(production_env["postgres_url"]).list_jobs()
     assert {r["kind"] for r in rows} == {"dataset", "training", "export", "inference"}
     assert all(r["status"] == "completed" for r in rows)
+    _assert_no_secret_anywhere(instance, result.run_id, rows)
 
 
 def test_missing_bucket_fails_cleanly_then_recovers(production_env, monkeypatch) -> None:

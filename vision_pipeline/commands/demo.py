@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 def summary(instance, run_id: str, wall_seconds: float, checks=()) -> str:
     import dagster as dg
 
-    from vision_pipeline.records.store import JobStore
+    from vision_pipeline.records.store import JobStore, redact_url
 
     lines = ["", "=" * 78, f"vision_pipeline demo — run {run_id} — {wall_seconds:.0f} s wall", "=" * 78]
     metadata: dict[str, dict] = {}
@@ -86,7 +86,7 @@ def summary(instance, run_id: str, wall_seconds: float, checks=()) -> str:
         f"project home        {settings.home()}",
         f"  artifacts         {settings.artifacts_dir()}",
         f"  clearml sessions  {settings.clearml_dir() / 'offline'}",
-        f"  job records       {settings.database_url()}",
+        f"  job records       {redact_url(settings.database_url())}",
         f"  dagster instance  {instance.root_directory}",
         "next: `make dev` opens the Dagster UI on this instance; `vision-pipeline jobs list` shows the rows.",
     ]
