@@ -92,3 +92,30 @@ def test_corrupt_session_zip_is_reported(tmp_path: Path) -> None:
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(SessionError, match="corrupt offline session"):
         read_session(bad)
+
+
+def test_child_process_gets_a_task_of_its_own(tmp_path: Path) -> None:
+    """A process started after a task ran here (webserver, daemon, run worker) must not inherit it."""
+    import os
+    import subprocess
+    import sys
+
+    tracker = _tracker(tmp_path)
+    with tracker.task("Dataset Job 1 - parent", "data_processing"):
+        pass
+    os.environ["CLEARML_PROC_MASTER_ID"] = f"{os.getpid()}:"  # what the SDK leaves in a process after a task
+    code = (
+        "from pathlib import Path\n"
+        "from vision_pipeline.tracking import ClearMLConfig, ClearMLTracker\n"
+        f"t = ClearMLTracker(ClearMLConfig(cache_dir=Path({str(tmp_path / 'clearml')!r})))\n"
+        "with t.task('Dataset Job 2 - child', 'data_processing') as task:\n"
+        "    print('TASK', task.id)\n"
+    )
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    finally:
+        os.environ.pop("CLEARML_PROC_MASTER_ID", None)
+    assert out.returncode == 0, out.stderr
+    child_id = next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("TASK "))
+    assert child_id.startswith("offline-")
+    assert session_for_task(tracker.offline_root(), child_id).final_status == "completed"

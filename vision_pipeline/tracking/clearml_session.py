@@ -150,6 +150,7 @@ class ClearMLTracker:
         if task_type not in TASK_TYPES:
             raise TrackingError(f"unknown ClearML task type {task_type!r}; expected one of {TASK_TYPES}")
         Task = self._prepare_sdk()
+        _forget_inherited_master_task()
         current = Task.current_task()
         if current is not None:
             # A previous task in this process was not closed (e.g. the process was interrupted
@@ -189,6 +190,22 @@ class ClearMLTracker:
                     f"CLEARML_API_ACCESS_KEY / CLEARML_API_SECRET_KEY ({text})")
         return (f"ClearML server {self.config.api_host} is unreachable or refused the request: {text}. "
                 "Check CLEARML_API_HOST, or set CLEARML_OFFLINE_MODE=1 to record offline and sync later")
+
+
+_MASTER_ENV = ("CLEARML_PROC_MASTER_ID", "TRAINS_PROC_MASTER_ID")
+
+
+def _forget_inherited_master_task() -> None:
+    """Drop a ClearML "master process" marker inherited from a parent process.
+
+    ``Task.init`` records ``<pid>:<task id>`` in ``CLEARML_PROC_MASTER_ID``; a child process that inherits
+    it believes it is a sub-process of that (long closed) task and gets a do-nothing stub instead of a
+    task of its own. Every materialisation owns its task, so a marker naming another process is stale.
+    """
+    for name in _MASTER_ENV:
+        value = os.environ.get(name)
+        if value and value.split(":", 1)[0] != str(os.getpid()):
+            del os.environ[name]
 
 
 def _reason(exc: BaseException) -> str:
@@ -345,6 +362,8 @@ class TrackedTask:
                                           status_message=reason)
         finally:
             self.sdk_task.close()
+            for name in _MASTER_ENV:  # closed: nothing for a child process to attach to
+                os.environ.pop(name, None)
 
 
 class _OutputModel:
