@@ -57,6 +57,9 @@ ONE_SHOT_SERVICES = {"minio-init"}  # run to completion; no healthcheck
 
 # Names the code reads or writes that an operator does not set. Each is someone else's variable.
 NOT_OPERATOR_SETTINGS = {
+    # The ClearML SDK's "master process" marker: the tracker removes a stale inherited one before Task.init.
+    "CLEARML_PROC_MASTER_ID": "ClearML SDK internal; cleared by the tracker when inherited",
+    "TRAINS_PROC_MASTER_ID": "ClearML SDK internal (legacy name); cleared by the tracker when inherited",
     # ultralytics' own settings: settings.configure_ultralytics() setdefault()s them (offline, settings file
     # inside the project home, quiet) before ultralytics is imported.
     "YOLO_OFFLINE": "ultralytics; defaulted by settings.configure_ultralytics()",

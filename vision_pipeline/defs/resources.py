@@ -16,10 +16,7 @@ from vision_pipeline import settings
 from vision_pipeline.records.store import JobStore
 from vision_pipeline.storage import ArtifactStore, make_store
 from vision_pipeline.tracking import ClearMLConfig, ClearMLTracker
-
-
-def _truthy(value: Optional[str]) -> bool:
-    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+from vision_pipeline.tracking.env import offline_flag
 
 
 class ClearMLResource(dg.ConfigurableResource):
@@ -41,7 +38,7 @@ class ClearMLResource(dg.ConfigurableResource):
                 files_host=self.files_host or None,
                 access_key=self.access_key or None,
                 secret_key=self.secret_key or None,
-                offline_mode=_truthy(self.offline_mode),
+                offline_mode=offline_flag(self.offline_mode),
                 project_id=self.project_id,
             )
         )
