@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from vision_pipeline.vision.errors import VisionInputError
-from vision_pipeline.vision.export import check_parity, export_model
+from vision_pipeline.vision.export import Detection, check_parity, compare_detections, export_model
 from vision_pipeline.vision.predict import default_sample_images, predict_folder
 from vision_pipeline.vision.training import (
     EPOCH_METRIC_KEYS,
@@ -32,9 +32,10 @@ from vision_pipeline.vision.training import (
 IMGSZ = 64
 EPOCHS = 2
 JSONL_KEYS = {"image", "class_id", "class", "confidence", "box_xyxy"}
-# A 2-epoch model is barely trained: its scores sit far below the usual 0.25, so the checks that need
-# detections use a low threshold.
-LOW_CONF = 0.005
+# A 2-epoch model is barely trained: its scores (~0.003) sit far below the usual 0.25, so the checks
+# that need detections use a very low threshold. Parity of a confident model (the default recipe) was
+# measured separately; here parity rests on the raw head outputs, plus compare_detections unit tests.
+LOW_CONF = 0.001
 
 
 @dataclass
@@ -73,6 +74,35 @@ def trained(module_env: Path) -> Trained:
     return Trained(data_yaml, result, reports, cwd, sorted(os.listdir(cwd)), config)
 
 
+class Stop(RuntimeError):
+    pass
+
+
+@dataclass
+class Stopped:
+    error: BaseException | None
+    seen: list[int]
+    run_dir: Path
+
+
+@pytest.fixture(scope="module")
+def stopped(trained: Trained, module_env: Path) -> Stopped:
+    """A second run (other seed and batch) whose on_epoch raises after epoch 1 of 5."""
+    seen: list[int] = []
+
+    def on_epoch(report: EpochReport) -> None:
+        seen.append(report.epoch)
+        raise Stop("stop after the first epoch")
+
+    config = TrainConfig(epochs=5, imgsz=IMGSZ, batch=32, seed=7)
+    error: BaseException | None = None
+    try:
+        train(trained.data_yaml, module_env / "runs", config, on_epoch=on_epoch, run_name="stopped")
+    except Stop as exc:
+        error = exc
+    return Stopped(error, seen, module_env / "runs" / "stopped")
+
+
 @pytest.fixture(scope="module")
 def exported(trained: Trained, module_env: Path) -> dict[str, Path]:
     return export_model(trained.result.best_path, module_env / "export", imgsz=IMGSZ)
@@ -95,7 +125,7 @@ def test_resolve_model_accepts_local_files(tmp_path: Path) -> None:
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"not really a checkpoint")
     arch = tmp_path / "arch.yaml"
-    arch.write_text("nc: 1\n", encoding="utf-8")
+    arch.write_text("nc: 1\nbackbone: [[-1, 1, Conv, [16, 3, 2]]]\nhead: [[[0], 1, Detect, [nc]]]\n", encoding="utf-8")
     assert resolve_model(str(weights)) == str(weights.resolve())
     assert resolve_model(str(arch)) == str(arch.resolve())
 
@@ -107,6 +137,13 @@ def test_resolve_model_missing_pt_is_named(tmp_path: Path) -> None:
     assert str(missing) in str(err.value)
     with pytest.raises(VisionInputError, match="no download"):
         resolve_model("yolo11n.pt")  # a hub name: not downloaded
+
+
+@pytest.mark.parametrize("spec", ["yolo11n-seg.yaml", "yolov8s-worldv2.yaml", "rtdetr-l.yaml"])
+def test_resolve_model_refuses_non_detection_yaml(spec: str) -> None:
+    with pytest.raises(VisionInputError, match="not a detection model") as err:
+        resolve_model(spec)
+    assert spec in str(err.value)
 
 
 @pytest.mark.parametrize("spec", ["yolo99z.yaml", "not-a-model.yaml", "models/yolo11n.yaml", "yolo11n", "yolo11n.onnx"])
@@ -190,29 +227,21 @@ def test_training_writes_nothing_to_cwd_and_no_integrations(trained: Trained) ->
 
 
 @pytest.mark.slow
-def test_on_epoch_exception_stops_training(trained: Trained, module_env: Path) -> None:
-    class Stop(RuntimeError):
-        pass
-
-    seen: list[int] = []
-
-    def on_epoch(report: EpochReport) -> None:
-        seen.append(report.epoch)
-        raise Stop("stop after the first epoch")
-
-    config = TrainConfig(epochs=5, imgsz=IMGSZ, batch=32)
-    with pytest.raises(Stop, match="first epoch"):
-        train(trained.data_yaml, module_env / "runs", config, on_epoch=on_epoch, run_name="stopped")
-    assert seen == [1]
-    rows = (module_env / "runs" / "stopped" / "results.csv").read_text(encoding="utf-8").strip().splitlines()
+def test_on_epoch_exception_stops_training(stopped: Stopped) -> None:
+    assert isinstance(stopped.error, Stop) and "first epoch" in str(stopped.error)
+    assert stopped.seen == [1]
+    rows = (stopped.run_dir / "results.csv").read_text(encoding="utf-8").strip().splitlines()
     assert len(rows) == 2  # header + epoch 1: nothing trained after the callback raised
+    assert os.listdir(Path.cwd()) == []
 
 
 # --- export and parity ---------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_export_writes_both_formats_into_out_dir_only(trained: Trained, exported: dict[str, Path], module_env: Path) -> None:
+def test_export_writes_both_formats_into_out_dir_only(
+    trained: Trained, exported: dict[str, Path], module_env: Path
+) -> None:
     import onnxruntime as ort
 
     assert set(exported) == {"onnx", "torchscript"}
@@ -226,27 +255,54 @@ def test_export_writes_both_formats_into_out_dir_only(trained: Trained, exported
 
 @pytest.mark.slow
 def test_onnx_matches_pytorch(trained: Trained, exported: dict[str, Path]) -> None:
-    report = check_parity(
-        trained.result.best_path, exported["onnx"], _val_images(trained), imgsz=IMGSZ, conf=LOW_CONF * 2,
-        conf_margin=LOW_CONF,
-    )
+    report = check_parity(trained.result.best_path, exported["onnx"], _val_images(trained), imgsz=IMGSZ)
     assert report.passed, report.details
-    assert report.images == 16
-    assert report.matched > 0 and report.pt_detections > 0 and report.onnx_detections > 0
-    assert report.class_mismatches == 0 and not report.details
+    assert report.images == 16 and report.details == []
+    assert report.class_mismatches == 0 and report.missing == 0
+    assert report.pt_detections == report.onnx_detections  # zero for this weak model at conf 0.25
     assert report.max_box_diff_px <= report.box_tolerance_px == 2.0
+    assert report.max_raw_box_diff_px < 0.05 and report.max_raw_score_diff < 1e-4
     json.dumps(report.to_dict())
 
 
 @pytest.mark.slow
-def test_parity_reports_a_different_model(trained: Trained, exported: dict[str, Path], module_env: Path) -> None:
-    """Parity is not vacuous: the ONNX of another checkpoint (last.pt after extra epochs) must fail."""
-    other = train(trained.data_yaml, module_env / "runs", TrainConfig(epochs=1, imgsz=IMGSZ, batch=32, seed=7),
-                  run_name="other")
-    other_onnx = export_model(other.best_path, module_env / "export_other", imgsz=IMGSZ, formats=("onnx",))["onnx"]
-    report = check_parity(trained.result.best_path, other_onnx, _val_images(trained), imgsz=IMGSZ,
-                          conf=LOW_CONF * 2, conf_margin=LOW_CONF)
-    assert not report.passed and report.details
+def test_parity_fails_for_another_model(trained: Trained, stopped: Stopped, module_env: Path) -> None:
+    """Parity is not vacuous: the ONNX export of a different checkpoint does not pass against best.pt."""
+    other = export_model(stopped.run_dir / "weights" / "last.pt", module_env / "export_other", imgsz=IMGSZ,
+                         formats=("onnx",))
+    assert list(other) == ["onnx"] and other["onnx"].name == "last.onnx"
+    report = check_parity(trained.result.best_path, other["onnx"], _val_images(trained)[:4], imgsz=IMGSZ)
+    assert not report.passed
+    assert report.max_raw_box_diff_px > report.box_tolerance_px
+    assert any("raw outputs differ" in line for line in report.details)
+
+
+def _det(cls: int, conf: float, x: float = 10.0) -> Detection:
+    return Detection(cls, conf, (x, 10.0, x + 20.0, 30.0))
+
+
+def test_compare_detections_tolerates_scores_at_the_threshold() -> None:
+    kwargs = {"conf": 0.25, "conf_margin": 0.02, "box_tolerance_px": 2.0}
+    # 0.2501 in PyTorch, 0.2499 in ONNX: one detection at the threshold, matched, not a failure.
+    same = compare_detections([_det(0, 0.2501)], [_det(0, 0.2499)], **kwargs)
+    assert (same.matched, same.pt_detections, same.onnx_detections, same.details) == (1, 1, 0, [])
+    # Near the threshold and absent from the other backend: tolerated.
+    near = compare_detections([_det(1, 0.26)], [], **kwargs)
+    assert near.missing == 0 and near.details == []
+    # Clearly above the threshold and absent: missing.
+    gone = compare_detections([_det(1, 0.9)], [], **kwargs)
+    assert gone.missing == 1 and "no onnx counterpart" in gone.details[0]
+
+
+def test_compare_detections_flags_class_and_box_differences() -> None:
+    kwargs = {"conf": 0.25, "conf_margin": 0.02, "box_tolerance_px": 2.0}
+    swapped = compare_detections([_det(0, 0.8)], [_det(2, 0.8)], **kwargs)
+    assert swapped.class_mismatches == 1 and swapped.matched == 0 and swapped.missing == 0
+    moved = compare_detections([_det(0, 0.8, x=10.0)], [_det(0, 0.8, x=13.0)], **kwargs)
+    assert moved.matched == 1 and moved.boxes_off == 1 and moved.max_box_diff_px == pytest.approx(3.0)
+    close = compare_detections([_det(0, 0.8, x=10.0), _det(1, 0.5, x=60.0)],
+                               [_det(1, 0.5, x=60.5), _det(0, 0.8, x=10.4)], **kwargs)
+    assert close.matched == 2 and close.details == [] and close.max_box_diff_px == pytest.approx(0.5)
 
 
 # --- prediction ----------------------------------------------------------------------------------
@@ -285,14 +341,18 @@ def test_predict_onnx_writes_jsonl_and_previews(trained: Trained, exported: dict
 
 
 @pytest.mark.slow
-def test_predict_pt_checkpoint_matches_onnx_counts(trained: Trained, exported: dict[str, Path], module_env: Path) -> None:
+def test_predict_pt_checkpoint_matches_onnx_counts(
+    trained: Trained, exported: dict[str, Path], module_env: Path
+) -> None:
     images = _val_images(trained)
-    onnx = predict_folder(exported["onnx"], images, module_env / "p_onnx", imgsz=IMGSZ, conf=0.05, max_previews=0)
-    pt = predict_folder(trained.result.best_path, images, module_env / "p_pt", imgsz=IMGSZ, conf=0.05, max_previews=0)
+    onnx = predict_folder(exported["onnx"], images, module_env / "p_onnx", imgsz=IMGSZ, conf=LOW_CONF, max_previews=0)
+    pt = predict_folder(trained.result.best_path, images, module_env / "p_pt", imgsz=IMGSZ, conf=LOW_CONF,
+                        max_previews=0)
     assert pt.backend == "pytorch" and pt.images == onnx.images == len(images)
     assert pt.preview_paths == [] and onnx.preview_paths == []
     # The same model in two runtimes: detection counts agree up to scores sitting right at the threshold.
-    assert abs(pt.detections - onnx.detections) <= max(2, onnx.detections // 20)
+    assert onnx.detections > 0
+    assert abs(pt.detections - onnx.detections) <= max(2, onnx.detections // 50)
 
 
 @pytest.mark.slow

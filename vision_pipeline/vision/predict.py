@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -31,10 +30,9 @@ _PALETTE = ((255, 56, 56), (56, 56, 255), (40, 180, 40), (255, 157, 0), (200, 56
 
 def default_sample_images() -> list[Path]:
     """The sample images ultralytics ships inside its package (``ultralytics/assets/*.jpg``)."""
-    configure_ultralytics()
-    import ultralytics
+    from vision_pipeline.vision.training import _ultralytics_dir
 
-    return sorted((Path(ultralytics.__file__).resolve().parent / "assets").glob("*.jpg"))
+    return sorted((_ultralytics_dir() / "assets").glob("*.jpg"))
 
 
 @dataclass
@@ -122,8 +120,9 @@ def _draw_preview(image_bgr: np.ndarray, rows: list[dict[str, Any]], dest: Path)
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         tw, th = right - left, bottom - top
         ty = y0 - th - 4 if y0 - th - 4 >= 0 else y0 + 1
-        draw.rectangle((x0, ty, x0 + tw + 4, ty + th + 4), fill=colour)
-        draw.text((x0 + 2 - left, ty + 2 - top), label, fill=(255, 255, 255), font=font)
+        tx = max(0, min(x0, img.width - tw - 4))  # keep the label inside the image
+        draw.rectangle((tx, ty, tx + tw + 4, ty + th + 4), fill=colour)
+        draw.text((tx + 2 - left, ty + 2 - top), label, fill=(255, 255, 255), font=font)
     img.save(dest)
 
 
@@ -143,8 +142,9 @@ def predict_folder(
     ``model_path``: the exported ``.onnx`` (run by ONNX Runtime through ultralytics' AutoBackend, CPU
     provider) or a ``.pt`` / ``.torchscript`` checkpoint (PyTorch, CPU), so their throughput can be
     compared on the same footing: same letterbox to a square ``imgsz``, same NMS, same ``conf``.
-    ``threads``: torch CPU threads for ``.pt``/``.torchscript`` (default ``os.cpu_count()``, like ONNX
-    Runtime's default of one per core).
+    ``threads``: torch CPU threads for ``.pt``/``.torchscript``; ``None`` keeps ultralytics' choice
+    (``cpu_count - 1``, at least 1: 2 threads thrash badly on a busy 2-core machine). ONNX Runtime
+    keeps its default (one intra-op thread per physical core).
 
     One JSON line per detection: ``{"image": str path, "class_id": int, "class": name,
     "confidence": float (4 decimals), "box_xyxy": [x0, y0, x1, y1] in pixels of the original image
@@ -161,6 +161,8 @@ def predict_folder(
         raise VisionInputError(f"imgsz must be a positive multiple of 32; got {imgsz}")
     if max_previews < 0:
         raise VisionInputError(f"max_previews must be >= 0; got {max_previews}")
+    if threads is not None and threads < 1:
+        raise VisionInputError(f"threads must be >= 1 or None; got {threads}")
     model = load_model(model_path)
     suffix = Path(model_path).suffix.lower()
 
@@ -187,8 +189,8 @@ def predict_folder(
         else:  # read after the warm-up: for ONNX the names come from the file's metadata via the predictor
             stored = model.names
             names = [str(stored[i]) for i in sorted(stored)] if isinstance(stored, dict) else [str(n) for n in stored]
-        if suffix != ".onnx":  # select_device() just set torch to cpu_count - 1 threads
-            torch.set_num_threads(threads or os.cpu_count() or 1)
+        if threads is not None and suffix != ".onnx":  # after select_device(), which sets ultralytics' count
+            torch.set_num_threads(threads)
         started = time.perf_counter()
         with jsonl.open("w", encoding="utf-8") as sink:
             for item in images:
