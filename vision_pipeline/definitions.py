@@ -31,4 +31,8 @@ defs = dg.Definitions(
     sensors=automation.sensors,
     schedules=automation.schedules,
     resources=resources_from_env(),
+    # The graph is a chain, so steps gain nothing from running in parallel; in one process they share
+    # a single import of torch/ultralytics/ClearML (several seconds per step with the multiprocess
+    # executor, which dominated the orchestration overhead measured by `make bench`).
+    executor=dg.in_process_executor,
 )
