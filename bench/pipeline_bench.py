@@ -12,7 +12,9 @@ with the same settings (see ``plain_pipeline.py`` for the list):
   mirrors the ML work of the parity check (PyTorch vs ONNX on the same val images) and of the promotion
   gate (one more validation of ``best.pt``).
 
-Each side is one fresh process, timed from start to exit (interpreter start and imports included).
+Each side is one fresh process, timed from start to exit (interpreter start and imports included). The
+Dagster side runs with the executor ``definitions.py`` configures (in-process since the multiprocess
+executor's per-step imports were measured to dominate the overhead).
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data_yaml = args.data_dir.resolve() / "data.yaml"
     config = TrainConfig(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device)
-    amp = str(args.device).lower() not in {"cpu", "mps"}
+    amp = bool(getattr(config, "amp", True)) and str(args.device).lower() not in {"cpu", "mps"}  # as train() does
 
     t = time.perf_counter()
     model = YOLO(config.model, task="detect")

@@ -25,60 +25,78 @@ def _tracker(cache_dir: str, online: bool):
     return ClearMLTracker(ClearMLConfig(offline_mode=True, cache_dir=Path(cache_dir)))
 
 
-def tracking_overhead(data_yaml: str, work: str, *, epochs: int, imgsz: int, batch: int, device: str,
-                      pairs: int) -> dict[str, Any]:
-    """Interleaved training runs, with ClearML logging (A) and without (B): per-epoch seconds of each run.
+def _other_threads_cpu_s() -> float:
+    """CPU seconds (user + system) of every live thread of this process except the main one.
 
-    A logs what the ``trained_checkpoint`` asset logs after every epoch (``log_metrics`` with the 13
-    epoch scalars and ``log_text`` with the progress line) into a real offline ClearML task; B's callback
-    only records the epoch time (a list append, i.e. ``on_epoch=None`` in cost). Both also record the
-    process CPU time at every epoch end: CPU seconds per epoch (all threads, the SDK's included) hardly
-    move with other processes' load, wall seconds do. ``EpochReport.seconds`` of
-    epoch k spans from the end of epoch k-1's validation to the end of epoch k's, so it includes the
-    logging callback of epoch k-1: epochs 2..N are compared, epoch 1 (data loader start-up) is not.
+    The SDK's reporter and log threads run there; torch's and ultralytics' helper threads too, but those run
+    in both arms of the comparison, so the difference between the arms is what tracking adds.
+    """
+    import threading
+
+    main = threading.main_thread().native_id
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for task in os.listdir("/proc/self/task"):
+        if int(task) == main:
+            continue
+        try:
+            with open(f"/proc/self/task/{task}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
+
+
+def training_run(data_yaml: str, out: str, *, tracked: bool, epochs: int, imgsz: int, batch: int,
+                 device: str, clearml_dir: str) -> dict[str, Any]:
+    """One training run for benchmark 2, in a fresh process (``bench._worker``): with ClearML logging or without.
+
+    Tracked: what the ``trained_checkpoint`` asset logs after every epoch (``log_metrics`` with the 13 epoch
+    scalars and ``log_text`` with the progress line) into a real offline ClearML task. Untracked: the
+    callback only records the epoch time (a list append, i.e. ``on_epoch=None`` in cost) and ClearML is never
+    imported — ``Task.init`` patches process-wide hooks (its import hook among them), so a run without
+    tracking must not share a process with one that had it. Both record, at every epoch end, the process CPU
+    time and the CPU time of the threads other than the main one. ``EpochReport.seconds`` of epoch k spans
+    from the end of epoch k-1's validation to the end of epoch k's, so it includes the logging callback of
+    epoch k-1: epochs 2..N are compared, epoch 1 (data loader start-up) is not.
     """
     from vision_pipeline.vision.training import TrainConfig, train
 
     config = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, device=device)
-    runs: list[dict[str, Any]] = []
+    seconds: list[float] = []
+    cpu_marks: list[float] = []  # process CPU time (all threads) at every epoch end
+    bg_marks: list[float] = []  # CPU time of the threads other than the main one, at every epoch end
+    callback_s: list[float] = []
+    t0 = time.perf_counter()
 
-    def one(i: int, tracked: bool) -> None:
-        seconds: list[float] = []
-        cpu_marks: list[float] = []  # process CPU time (all threads) at every epoch end
-        callback_s: list[float] = []
-        out = Path(work) / f"run-{i}-{'tracked' if tracked else 'plain'}"
-        t0 = time.perf_counter()
-        if tracked:
-            tracker = _tracker(str(Path(work) / "clearml"), online=False)
-            with tracker.task(f"bench tracking overhead {i}", "training") as task:
-                task.connect(config.to_dict(), name="train")
+    def mark(report) -> None:
+        cpu_marks.append(time.process_time())
+        bg_marks.append(_other_threads_cpu_s())
+        seconds.append(report.seconds)
 
-                def on_epoch(report) -> None:
-                    cpu_marks.append(time.process_time())
-                    seconds.append(report.seconds)
-                    c0 = time.perf_counter()
-                    task.log_metrics(report.metrics, report.epoch)
-                    task.log_text(report.line())
-                    callback_s.append(time.perf_counter() - c0)
+    if tracked:
+        tracker = _tracker(clearml_dir, online=False)
+        with tracker.task("bench tracking overhead", "training") as task:
+            task.connect(config.to_dict(), name="train")
 
-                train(Path(data_yaml), out, config, on_epoch=on_epoch)
-        else:
             def on_epoch(report) -> None:
-                cpu_marks.append(time.process_time())
-                seconds.append(report.seconds)
+                mark(report)
+                c0 = time.perf_counter()
+                task.log_metrics(report.metrics, report.epoch)
+                task.log_text(report.line())
+                callback_s.append(time.perf_counter() - c0)
 
-            train(Path(data_yaml), out, config, on_epoch=on_epoch)
-        per_epoch = seconds[1:] or seconds
-        cpu = [b - a for a, b in zip(cpu_marks, cpu_marks[1:])]  # epochs 2..N, each with the previous callback
-        runs.append({"pair": i, "tracked": tracked, "epoch_s": seconds, "median_epoch_s": statistics.median(per_epoch),
-                     "epoch_cpu_s": cpu, "median_epoch_cpu_s": statistics.median(cpu) if cpu else None,
-                     "callback_s": callback_s, "wall_s": time.perf_counter() - t0})
-
-    for i in range(pairs):
-        order = (True, False) if i % 2 == 0 else (False, True)
-        for tracked in order:
-            one(i, tracked)
-    return {"runs": runs, "threads": __import__("torch").get_num_threads()}
+            train(Path(data_yaml), Path(out), config, on_epoch=on_epoch)
+    else:
+        train(Path(data_yaml), Path(out), config, on_epoch=mark)
+    per_epoch = seconds[1:] or seconds
+    cpu = [b - a for a, b in zip(cpu_marks, cpu_marks[1:])]  # epochs 2..N, each with the previous callback
+    return {"tracked": tracked, "epoch_s": seconds, "median_epoch_s": statistics.median(per_epoch),
+            "epoch_cpu_s": cpu, "median_epoch_cpu_s": statistics.median(cpu) if cpu else None,
+            "other_threads_cpu_per_epoch_s": (bg_marks[-1] - bg_marks[0]) / (len(bg_marks) - 1)
+            if len(bg_marks) > 1 else None,
+            "callback_s": callback_s, "wall_s": time.perf_counter() - t0}
 
 
 def logging_latency(cache_dir: str, *, calls: int, online: bool = False) -> dict[str, Any]:
