@@ -266,10 +266,11 @@ def bench_demo_quality(ctx: Ctx) -> list[Figure]:
     ctx.state["model"] = m
     map50 = m["metrics"]["mAP50"]
     return [
-        Figure("8", "demo quality: default recipe mAP50 on synthetic val", map50, "", ">= 0.5 (default quality gate)",
-               map50 >= 0.5, f"mAP50-95 {m['metrics']['mAP50-95']:.3f}, P {m['metrics']['precision']:.3f}, "
-               f"R {m['metrics']['recall']:.3f} after {m['epochs_run']} epochs (recipe doc: ~0.94)", extra=m),
-        Figure("8b", "demo quality: default recipe training time", m["train_s"], "s", "~120 s (recipe doc, 1 core)", None,
+        Figure("8", "demo quality: default recipe mAP50 on synthetic val", map50, "", ">= 0.8 (the recipe's target)",
+               map50 >= 0.8, f"mAP50-95 {m['metrics']['mAP50-95']:.3f}, P {m['metrics']['precision']:.3f}, "
+               f"R {m['metrics']['recall']:.3f} after {m['epochs_run']} epochs (recipe doc: ~0.95-0.975)", extra=m),
+        Figure("8b", "demo quality: default recipe training time", m["train_s"], "s", "<= 180 s on 2 cores",
+               m["train_s"] <= 180.0,
                f"train() wall time incl. final validation; dataset generation {m['generate_s']:.1f} s, "
                f"ONNX export {m['export_s']:.1f} s; torch threads: ultralytics' default (cpu_count - 1)"),
     ]
