@@ -17,7 +17,6 @@ from typing import Any
 
 from bench.common import Comparison, median, round_robin
 
-MATCH_IOU = 0.5
 BOX_TOLERANCE_PX = 2.0  # the export parity check's default
 CONF_MARGIN = 0.02
 
@@ -75,43 +74,28 @@ def _load_jsonl(path: Path) -> dict[str, list[tuple[int, float, list[float]]]]:
     return per_image
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def compare_predictions(a_path: Path, b_path: Path, conf: float) -> dict[str, Any]:
-    """Detections of two runs over the same images, matched per image (same class, IoU >= 0.5, greedy).
+    """Detections of two runs over the same images, compared image by image with the export parity rules.
 
-    The export parity rules: a detection scoring at least ``conf + 0.02`` in one run must have a partner in
-    the other (one nearer the threshold may fall on either side of it), and matched boxes may differ by at
-    most 2 px per coordinate.
+    One implementation serves both: :func:`vision_pipeline.vision.export.compare_detections` (same class,
+    IoU >= 0.5, greedy; a detection scoring at least ``conf + 0.02`` must have a partner; matched boxes
+    may differ by at most 2 px per coordinate).
     """
+    from vision_pipeline.vision.export import Detection, compare_detections
+
     a, b = _load_jsonl(a_path), _load_jsonl(b_path)
     matched = unmatched = too_far = 0
     max_diff = max_conf_diff = 0.0
     for image in set(a) | set(b):
-        da, db = a.get(image, []), b.get(image, [])
-        cands = sorted(((_iou(x[2], y[2]), i, j) for i, x in enumerate(da) for j, y in enumerate(db) if x[0] == y[0]),
-                       reverse=True)
-        used_a, used_b = set(), set()
-        for iou, i, j in cands:
-            if iou < MATCH_IOU:
-                break
-            if i in used_a or j in used_b:
-                continue
-            used_a.add(i)
-            used_b.add(j)
-            matched += 1
-            diff = max(abs(p - q) for p, q in zip(da[i][2], db[j][2]))
-            max_diff = max(max_diff, diff)
-            max_conf_diff = max(max_conf_diff, abs(da[i][1] - db[j][1]))
-            too_far += diff > BOX_TOLERANCE_PX
-        unmatched += sum(1 for i, d in enumerate(da) if i not in used_a and d[1] >= conf + CONF_MARGIN)
-        unmatched += sum(1 for j, d in enumerate(db) if j not in used_b and d[1] >= conf + CONF_MARGIN)
+        side_a = [Detection(c, s, tuple(box)) for c, s, box in a.get(image, [])]
+        side_b = [Detection(c, s, tuple(box)) for c, s, box in b.get(image, [])]
+        cmp = compare_detections(side_a, side_b, conf=conf, conf_margin=CONF_MARGIN,
+                                 box_tolerance_px=BOX_TOLERANCE_PX, where=image)
+        matched += cmp.matched
+        unmatched += cmp.missing + cmp.class_mismatches
+        too_far += cmp.boxes_off
+        max_diff = max(max_diff, cmp.max_box_diff_px)
+        max_conf_diff = max(max_conf_diff, cmp.max_conf_diff)
     return {"matched": matched, "unmatched": unmatched, "box_over_tolerance": too_far,
             "max_box_diff_px": max_diff, "max_conf_diff": max_conf_diff,
             "equal": unmatched == 0 and too_far == 0,

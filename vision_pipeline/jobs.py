@@ -13,6 +13,7 @@ from typing import Any, Iterator
 from vision_pipeline.records.errors import RecordsError
 from vision_pipeline.records.store import JobStore
 from vision_pipeline.tracking import ClearMLTracker, TrackedTask
+from vision_pipeline.tracking.clearml_session import describe_exception
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,6 @@ class JobHandle:
     @property
     def task_url(self) -> str:
         return self.task.url
-
-
-def reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
 
 
 @contextmanager
@@ -78,7 +74,7 @@ def tracked_job(
             store.complete_job(kind, job_id, handle.result)
     except BaseException as exc:
         try:
-            store.fail_job(kind, job_id, reason(exc))
+            store.fail_job(kind, job_id, describe_exception(exc))
         except RecordsError as db_exc:  # the database itself is down: say so, keep the original error
             log.error("could not mark %s job %s failed: %s", kind, job_id, db_exc)
         raise

@@ -7,6 +7,8 @@ Nothing is read at import time, so a test can point ``VISION_PIPELINE_HOME`` at 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +58,21 @@ def configure_ultralytics() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(subdir("ultralytics")))
     os.environ.setdefault("YOLO_VERBOSE", "False")
+
+
+@contextmanager
+def temporary_env(values: Mapping[str, str], defaults: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Set ``values`` (and ``defaults`` where unset) in ``os.environ`` for the block; restore them after."""
+    defaults = defaults or {}
+    saved = {name: os.environ.get(name) for name in (*values, *defaults)}
+    os.environ.update(values)
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from vision_pipeline.settings import temporary_env
 from vision_pipeline.vision.dataset import IMAGE_SUFFIXES
 
 CURSOR_VERSION = 1
@@ -458,10 +459,7 @@ def _bench_through_sensor(folder: Path, cursor: WatchCursor, repeats: int) -> di
     from vision_pipeline.defs.automation import SensorCursor, retrain_sensor
     from vision_pipeline.defs.resources import JobRecordsResource
 
-    saved = {k: os.environ.get(k) for k in ("VISION_PIPELINE_WATCH_DIR", "VISION_PIPELINE_WATCH_FULL_SCAN_S")}
-    os.environ["VISION_PIPELINE_WATCH_DIR"] = str(folder)
-    os.environ["VISION_PIPELINE_WATCH_FULL_SCAN_S"] = "0"
-    try:
+    with temporary_env({"VISION_PIPELINE_WATCH_DIR": str(folder), "VISION_PIPELINE_WATCH_FULL_SCAN_S": "0"}):
         instance = dg.DagsterInstance.ephemeral()
         raw_cursor = SensorCursor(watch=cursor.to_dict()).to_json()
         times = []
@@ -477,9 +475,3 @@ def _bench_through_sensor(folder: Path, cursor: WatchCursor, repeats: int) -> di
             assert "no change" in text, text
         times.sort()
         return {"sensor_idle_tick_s_median": round(times[len(times) // 2], 6), "sensor_cursor_bytes": len(raw_cursor)}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

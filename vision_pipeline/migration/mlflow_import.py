@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import unquote, urlparse, urlunparse
 
+from vision_pipeline.settings import temporary_env
 from vision_pipeline.tracking.clearml_session import (
     STATUS_FILE,
     ClearMLTracker,
@@ -341,19 +342,11 @@ class _MLflowSource:
 
     def _probe(self) -> None:
         """One cheap call, without MLflow's minutes of HTTP retries, so a wrong URI fails in seconds."""
-        saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         try:
-            self.client.search_experiments(max_results=1)
+            with temporary_env({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}, {"MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}):
+                self.client.search_experiments(max_results=1)
         except Exception as exc:  # noqa: BLE001
             raise MLflowImportError(self._explain(exc)) from exc
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
     def _explain(self, exc: Exception) -> str:
         text = _reason(exc)

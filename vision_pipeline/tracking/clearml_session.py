@@ -175,7 +175,7 @@ class ClearMLTracker:
         try:
             yield tracked
         except BaseException as exc:
-            tracked.finish_failed(_reason(exc))
+            tracked.finish_failed(describe_exception(exc)[:4000])
             raise
         else:
             tracked.finish_completed()
@@ -208,9 +208,10 @@ def _forget_inherited_master_task() -> None:
             del os.environ[name]
 
 
-def _reason(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` — the failure reason recorded on ClearML tasks and job rows alike."""
     text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:4000]
+    return f"{type(exc).__name__}: {text}"
 
 
 def _clean(value: Any) -> Any:
